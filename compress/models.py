@@ -124,9 +124,10 @@ def load_imagenet_state(
         if not allow_download:
             raise WeightsNotFoundError(
                 f"ImageNet weights for resnet18 not found at {target}. Put torchvision's "
-                f"{RESNET18_FILE} there (or under $TORCH_HOME/hub/checkpoints), pass "
-                "--imagenet-weights PATH, or allow a download with --allow-download "
-                "(or COMPRESS_ALLOW_DOWNLOAD=1)."
+                f"{RESNET18_FILE} there (or under $TORCH_HOME/hub/checkpoints), give its path "
+                "(CLI --imagenet-weights PATH, pytest --compress-imagenet-weights PATH), or allow "
+                "a download (CLI --allow-download, pytest --compress-allow-download, or "
+                "COMPRESS_ALLOW_DOWNLOAD=1)."
             )
         from torchvision.models import ResNet18_Weights
 

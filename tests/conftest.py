@@ -16,9 +16,15 @@ def _isolated_cache(tmp_path, monkeypatch):
     torch.manual_seed(0)
 
 
-def write_images(folder: Path, names: list[str], size: int = 12, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / name)
+@pytest.fixture
+def write_images():
+    """write_images(folder, names): small random RGB images in real JPEG/PNG files."""
+
+    def write(folder: Path, names: list[str], size: int = 12, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name)
+
+    return write

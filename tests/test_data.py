@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import write_images
 
 from compress.data import DATASETS, DataConfig, get_datasets, get_loaders, stratified_split
 from compress.errors import DataError
@@ -83,7 +82,7 @@ def test_cifar10_truncated_file(tmp_path):
         get_datasets("cifar10", DataConfig(root=str(tmp_path)))
 
 
-def test_food11_layout(tmp_path):
+def test_food11_layout(tmp_path, write_images):
     write_images(tmp_path / "training", ["0_0.jpg", "0_1.jpg", "10_0.jpg", "3_7.jpg"])
     write_images(tmp_path / "validation", ["1_0.jpg", "10_3.jpg"])
     config = DataConfig(root=str(tmp_path), image_size=16)
@@ -96,21 +95,21 @@ def test_food11_layout(tmp_path):
     assert xb.shape == (4, 3, 16, 16)
 
 
-def test_food11_unparsable_name(tmp_path):
+def test_food11_unparsable_name(tmp_path, write_images):
     write_images(tmp_path / "training", ["0_0.jpg", "pizza.jpg"])
     write_images(tmp_path / "validation", ["1_0.jpg"])
     with pytest.raises(DataError, match=r"cannot parse 'pizza.jpg'.*<class>_<n>.jpg"):
         get_datasets("food11", DataConfig(root=str(tmp_path)))
 
 
-def test_food11_class_out_of_range(tmp_path):
+def test_food11_class_out_of_range(tmp_path, write_images):
     write_images(tmp_path / "training", ["11_0.jpg"])
     write_images(tmp_path / "validation", ["1_0.jpg"])
     with pytest.raises(DataError, match="class 0-10"):
         get_datasets("food11", DataConfig(root=str(tmp_path)))
 
 
-def test_food11_missing_and_empty_folders(tmp_path):
+def test_food11_missing_and_empty_folders(tmp_path, write_images):
     with pytest.raises(DataError, match="does not exist"):
         get_datasets("food11", DataConfig(root=str(tmp_path / "nowhere")))
     (tmp_path / "training").mkdir()
@@ -121,7 +120,7 @@ def test_food11_missing_and_empty_folders(tmp_path):
         get_datasets("food11", DataConfig())
 
 
-def test_imagefolder_single_folder_is_split(tmp_path):
+def test_imagefolder_single_folder_is_split(tmp_path, write_images):
     for c in ("cat", "dog"):
         write_images(tmp_path / c, [f"{i}.png" for i in range(5)])
     train, val, classes = get_datasets("imagefolder", DataConfig(root=str(tmp_path)))
@@ -129,7 +128,7 @@ def test_imagefolder_single_folder_is_split(tmp_path):
     assert sorted(label for _, label in val.items) == [0, 1]
 
 
-def test_imagefolder_train_val_and_grayscale(tmp_path):
+def test_imagefolder_train_val_and_grayscale(tmp_path, write_images):
     for part in ("train", "val"):
         for c in ("a", "b", "c"):
             write_images(tmp_path / part / c, ["x.png", "y.png"])
@@ -139,6 +138,6 @@ def test_imagefolder_train_val_and_grayscale(tmp_path):
     assert tuple(train[0][0].shape) == (1, 8, 8)
 
 
-def test_imagefolder_without_classes(tmp_path):
+def test_imagefolder_without_classes(tmp_path, write_images):
     with pytest.raises(DataError, match="no class subfolders"):
         get_datasets("imagefolder", DataConfig(root=str(tmp_path)))

@@ -1,0 +1,3 @@
+"""The suite's options, recorder, report and gate live in compress.pytest_plugin."""
+
+pytest_plugins = ["compress.pytest_plugin"]
