@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -241,14 +243,31 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     raise TypeError(f"{type(model).__name__} has no file spec; save its state_dict instead")
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that also works on modules pruned with torch.nn.utils.prune.
+
+    Such modules keep `weight` as a computed tensor (weight_orig * mask), which deepcopy
+    refuses; a detached value is stored instead, and the next forward recomputes it.
+    """
+    for m in model.modules():
+        for name, _ in list(m.named_parameters(recurse=False)):
+            if name.endswith("_orig"):
+                base = name[: -len("_orig")]
+                setattr(m, base, getattr(m, base).detach())
+    return copy.deepcopy(model)
+
+
 def save_model(model: nn.Module, path: str | os.PathLike) -> int:
     """Write shape + float weights (no pickled module); returns the file's bytes on disk."""
+    from compress.cache import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"spec": model_spec(model), "state_dict": state}, tmp)
-    os.replace(tmp, path)
+    # Saved through a buffer: torch names a file's zip entries after the file, which would
+    # make the same model's size depend on its file name.
+    buf = io.BytesIO()
+    torch.save({"spec": model_spec(model), "state_dict": state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return path.stat().st_size
 
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 
 from compress.data import Loaders
 from compress.distill import DistillConfig, distillation_loss
+from compress.models import copy_model
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def fit(
     torch.manual_seed(config.seed)
     if getattr(loaders.train, "generator", None) is not None:
         loaders.train.generator.manual_seed(config.seed)  # same shuffles on every call
-    model = copy.deepcopy(model).to(device)
+    model = copy_model(model).to(device)
     if teacher is not None:
         teacher = teacher.to(device).eval()
         for p in teacher.parameters():
