@@ -159,6 +159,9 @@ class Context:
     def architecture(self, kind: str) -> tuple[nn.Module, dict[str, Any]]:
         """The student's topology with kind convolutions at the student's parameter budget."""
         p = self.profile
-        cfg = TrainConfig(epochs=p.arch_epochs, lr=p.student_lr)
         n = self.num_classes
+        if kind == "dws" and p.arch_epochs == p.student_epochs:
+            # At the student's own budget the depthwise-separable network is the student.
+            return self.student()
+        cfg = TrainConfig(epochs=p.arch_epochs, lr=p.student_lr)
         return self._trained(f"arch-{kind}", lambda: models.build_arch(kind, num_classes=n), cfg)

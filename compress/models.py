@@ -259,14 +259,26 @@ def copy_model(model: nn.Module) -> nn.Module:
 
 def save_model(model: nn.Module, path: str | os.PathLike) -> int:
     """Write shape + float weights (no pickled module); returns the file's bytes on disk."""
+    return _write({"spec": model_spec(model), "state_dict": _cpu_state(model)}, path)
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike) -> int:
+    """Write the float state dict alone (for networks without a spec); returns bytes on disk."""
+    return _write(_cpu_state(model), path)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _write(obj: dict, path: str | os.PathLike) -> int:
     from compress.cache import atomic_write_bytes
 
-    path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     # Saved through a buffer: torch names a file's zip entries after the file, which would
     # make the same model's size depend on its file name.
     buf = io.BytesIO()
-    torch.save({"spec": model_spec(model), "state_dict": state}, buf)
+    torch.save(obj, buf)
+    path = Path(path)
     atomic_write_bytes(path, buf.getvalue())
     return path.stat().st_size
 

@@ -258,7 +258,7 @@ def _lowrank(recs: list[dict]) -> list[str]:
         return []
     rows = [
         [
-            r["model"],
+            r["base_model"],
             r["method"],
             str(r["energy"]),
             _int(r["params"]),
@@ -267,7 +267,7 @@ def _lowrank(recs: list[dict]) -> list[str]:
             _pct(r["accuracy"]),
             _pct(r["base_accuracy"]),
         ]
-        for r in sorted(recs, key=lambda r: (r["model"], -r["energy"]))
+        for r in sorted(recs, key=lambda r: (r["base_model"], -r["energy"]))
     ]
     headers = ["model", "method", "energy", "params", "file bytes", "no fine-tune", "fine-tuned"]
     return [
