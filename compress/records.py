@@ -214,4 +214,6 @@ def format_comparison(rows: list[Comparison], only_regressions: bool = False) ->
         ]
         for r in shown
     ]
-    return tabulate(table, headers=["name", "baseline", "now", "delta (points)", ""])
+    return tabulate(
+        table, headers=["name", "baseline", "now", "delta (points)", ""], disable_numparse=True
+    )
