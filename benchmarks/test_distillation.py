@@ -45,6 +45,7 @@ def test_distillation(row, batch, ctx, input_shape, benchmark, recorder, tmp_pat
         arch=type(model).__name__,
         epochs=info["epochs"],
         train_seconds=info["train_seconds"],
+        cached=info["cached"],
         row=row[0],
     )
     if "student" in row:

@@ -36,6 +36,7 @@ class DataConfig:
     image_size: int = 32  # mnist5k is padded from 28 to 32 so the student's five pools divide it
     channels: int = 3  # 3: the ImageNet-shaped teacher and the reference's student both take RGB
     augment: bool = True  # light augmentation: +-2 px shifts, flips only for natural images
+    normalize: bool = True  # subtract the data set's mean and divide by its std, per channel
     batch_size: int = 128
     eval_batch_size: int = 500
     seed: int = 0  # fixes the train/validation split and the shuffling order
@@ -118,11 +119,12 @@ def _tensor_sets(
     if images.shape[-1] != config.image_size:
         images = F.interpolate(images, size=config.image_size, mode="bilinear", align_corners=False)
     images = _to_channels(images, config.channels)
-    m = torch.tensor(mean).view(1, -1, 1, 1)
-    s = torch.tensor(std).view(1, -1, 1, 1)
-    if m.shape[1] != images.shape[1]:
-        m, s = m.mean().view(1, 1, 1, 1), s.mean().view(1, 1, 1, 1)
-    images = (images - m) / s
+    if config.normalize:
+        m = torch.tensor(mean).view(1, -1, 1, 1)
+        s = torch.tensor(std).view(1, -1, 1, 1)
+        if m.shape[1] != images.shape[1]:
+            m, s = m.mean().view(1, 1, 1, 1), s.mean().view(1, 1, 1, 1)
+        images = (images - m) / s
     y = torch.as_tensor(labels, dtype=torch.long)
     tr, va = split
     shift = 2 if config.augment else 0
@@ -216,7 +218,9 @@ def _transforms(config: DataConfig, train: bool) -> Callable:
         ]
     else:
         steps += [T.Resize((config.image_size, config.image_size))]
-    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    steps.append(T.ToTensor())
+    if config.normalize:
+        steps.append(T.Normalize(mean, std))
     return T.Compose(steps)
 
 

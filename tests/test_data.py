@@ -24,9 +24,12 @@ def test_mnist5k_split_is_stratified_padded_and_seeded():
     assert not torch.equal(train.images, other.images)
 
 
-def test_mnist5k_channels_and_size_are_configurable():
-    train, _, _ = get_datasets("mnist5k", DataConfig(channels=1, image_size=64))
+def test_mnist5k_channels_size_and_normalisation_are_configurable():
+    train, _, _ = get_datasets("mnist5k", DataConfig(channels=1, image_size=64, augment=False))
     assert tuple(train[0][0].shape) == (1, 64, 64)
+    raw, _, _ = get_datasets("mnist5k", DataConfig(normalize=False, augment=False))
+    assert float(raw.images.min()) == 0.0 and float(raw.images.max()) <= 1.0
+    assert abs(float(get_datasets("mnist5k", DataConfig())[0].images.mean())) < 0.2
 
 
 def test_loaders_give_batches():
