@@ -340,13 +340,17 @@ def _plots(records: list[dict], out_dir: Path) -> list[Path]:
         for (method, rate), rs in sorted(groups.items()):
             rs.sort(key=lambda r: r["step"])
             ax.plot(
-                [r["params"] for r in rs],
+                [r.get("kept_params", r["params"]) for r in rs],
                 [r["accuracy"] for r in rs],
                 marker="o",
                 ms=3,
                 label=f"{method} rate {rate}",
             )
-        ax.set(xlabel="parameters", ylabel="validation accuracy", title="Pruning curves")
+        ax.set(
+            xlabel="parameters kept (nonzero for magnitude)",
+            ylabel="validation accuracy",
+            title="Pruning curves",
+        )
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
