@@ -160,8 +160,20 @@ def needs_imagenet(fn):
 
 
 def benchmark_latency(benchmark, fn, batch: int, device, rounds: int = 10) -> dict[str, float]:
-    """Time fn through the pytest-benchmark fixture; fall back to our own timer when disabled."""
-    benchmark.pedantic(fn, rounds=rounds, warmup_rounds=2, iterations=1)
+    """Time fn through the pytest-benchmark fixture; fall back to our own timer when disabled.
+
+    On CUDA each call ends with a synchronize, so the clock sees the work, not its launch.
+    """
+    import torch
+
+    dev = torch.device(device)
+
+    def call() -> None:
+        fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    benchmark.pedantic(call, rounds=rounds, warmup_rounds=2, iterations=1)
     stats = getattr(getattr(benchmark, "stats", None), "stats", None)
     if stats is None:  # --benchmark-disable, or pytest-xdist, which turns benchmarks off
         out = measure.latency(fn, device, warmup=1, repeats=rounds)
