@@ -13,6 +13,7 @@ import os
 from functools import cached_property
 from typing import Any
 
+import torch
 from torch import nn
 
 from compress import models
@@ -107,7 +108,12 @@ class Context:
             }
             return result.model, info
 
-        return self.cache.get_or_train(self._spec(name, train, **extra), build, run)
+        def seeded_build() -> nn.Module:
+            # Initial weights come from the seed, not from whatever the process ran before.
+            torch.manual_seed(train.seed)
+            return build()
+
+        return self.cache.get_or_train(self._spec(name, train, **extra), seeded_build, run)
 
     def _teacher_args(self, pretrained: bool) -> tuple[str, TrainConfig, dict[str, str]]:
         p = self.profile

@@ -28,7 +28,7 @@ from torch import nn
 from compress import __version__
 
 MAGIC = b"CBCACHE\x01"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: models are initialised from the training seed
 ENV_VAR = "COMPRESS_CACHE"
 
 

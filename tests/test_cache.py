@@ -120,3 +120,20 @@ def test_context_trains_a_student_once(tmp_path, monkeypatch):
     _, second = ctx.student()
     assert len(calls) == 1 and not first["cached"] and second["cached"]
     assert len(list(tmp_path.glob("*.ckpt"))) == 1
+
+
+def test_context_models_do_not_depend_on_earlier_random_draws(tmp_path, monkeypatch):
+    import compress.baselines as baselines
+
+    real_fit = baselines.fit
+
+    def no_training(model, loaders, config, **kwargs):
+        return real_fit(model, loaders, type(config)(epochs=0), **kwargs)
+
+    monkeypatch.setattr(baselines, "fit", no_training)
+    weights = []
+    for i, draws in enumerate((0, 5)):
+        torch.rand(draws)  # what earlier code in the process did must not matter
+        ctx = Context("mnist5k", "smoke", cache_dir=str(tmp_path / str(i)), progress=False)
+        weights.append(ctx.student()[0].fc.weight)
+    assert torch.equal(weights[0], weights[1])
