@@ -29,8 +29,9 @@ def quantized_engine(name: str) -> Iterator[None]:
 
 
 def fusable_pairs(model: ConvNet) -> list[list[str]]:
-    """Conv + BatchNorm pairs: the first two modules of every block of the student's topology."""
-    return [[f"cnn.{i}.0", f"cnn.{i}.1"] for i in range(8)]
+    """Conv + BatchNorm pairs: the first two modules of every convolutional block."""
+    blocks = [i for i, m in enumerate(model.cnn) if isinstance(m, nn.Sequential)]
+    return [[f"cnn.{i}.0", f"cnn.{i}.1"] for i in blocks]
 
 
 def to_int8(

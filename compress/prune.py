@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from compress.cache import atomic_write_bytes
+from compress.errors import FormatError
 from compress.measure import effective_weights
 from compress.models import ConvNet, copy_model
 
@@ -194,7 +195,10 @@ def save_sparse(model: nn.Module, path: str | os.PathLike) -> int:
 
 def load_sparse(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The dense tensors of a file written by save_sparse."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FormatError(f"{path} is not a readable sparse-model file: {exc}") from exc
     out = {}
     for name, entry in blob.items():
         shape = tuple(entry["shape"].tolist())

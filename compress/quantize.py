@@ -79,7 +79,9 @@ def quantize_tensor(
     levels = (1 << bits) - 1
     lo, hi = _ranges(w, per_channel)
     scale = (hi - lo) / levels
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero tensor
+    # A zero range (all zeros, or values so small the step underflows): any step keeps them
+    # exact; the smallest normal float is never larger than a real channel's step.
+    scale = torch.where(scale > 0, scale, torch.full_like(scale, torch.finfo(torch.float32).tiny))
     zero = torch.round(-lo / scale).clamp(0, levels).to(torch.int64)
     shape = (-1,) + (1,) * (w.dim() - 1) if per_channel and w.dim() > 1 else (1,) * max(w.dim(), 1)
     s, z = scale.view(shape), zero.view(shape)

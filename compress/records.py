@@ -23,20 +23,6 @@ from compress import __version__
 from compress.cache import atomic_write_bytes
 from compress.errors import CompressError
 
-RECORD_FIELDS = (
-    "id",
-    "dataset",
-    "profile",
-    "technique",
-    "setting",
-    "params",
-    "nonzero",
-    "file_bytes",
-    "flops",
-    "accuracy",
-    "latency",
-    "train_seconds",
-)
 BENCHMARK_STORAGE = Path(".benchmarks")
 
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from compress.errors import FormatError
 from compress.measure import nonzero_count, param_count
 from compress.models import build_arch, build_student, count_params_of, load_model, save_model
 from compress.prune import (
@@ -139,6 +140,9 @@ def test_sparse_file_round_trip_and_size(tmp_path):
     back = load_sparse(tmp_path / "s.pt")
     for name, t in effective_weights(masked).items():
         assert torch.equal(back[name], t)
+    (tmp_path / "s.pt").write_bytes((tmp_path / "s.pt").read_bytes()[:100])
+    with pytest.raises(FormatError, match="not a readable sparse-model file"):
+        load_sparse(tmp_path / "s.pt")
 
 
 def test_bn_l1_penalty_is_the_sum_of_gammas():

@@ -29,7 +29,10 @@ from compress.quantize import (
 )
 
 bits_st = st.integers(1, 16)
-finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=32)
+# Real weights are never subnormal; below ~1e-38 a step can underflow to zero.
+finite = st.floats(
+    -100, 100, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=32
+)
 
 
 def small_net():
@@ -73,7 +76,7 @@ def test_per_channel_error_never_above_per_tensor(bits, w):
     _, s_tensor, _ = quantize_tensor(t, bits, per_channel=False)
     q, s_chan, z = quantize_tensor(t, bits, per_channel=True)
     spans = (t.max(dim=1).values.clamp(min=0) - t.min(dim=1).values.clamp(max=0)) > 0
-    assert bool((s_chan[spans] <= s_tensor * (1 + 1e-6)).all())  # all-zero rows: any step
+    assert bool((s_chan[spans] <= s_tensor * (1 + 1e-6)).all())
     err_chan = (dequantize_tensor(q, s_chan, z) - t).abs().max()
     assert float(err_chan) <= float(s_tensor) / 2 * (1 + 1e-5) + 1e-6
 
@@ -166,3 +169,22 @@ def test_newer_version_and_other_architecture_are_refused():
 def test_missing_file(tmp_path):
     with pytest.raises(FormatError, match="does not exist"):
         load_quantized(tmp_path / "nope.cbq")
+
+
+def test_int8_model_runs_close_to_float_and_restores_the_engine():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from compress.int8 import quantized_engine, run_int8, to_int8
+
+    net = small_net()
+    x = torch.randn(16, 3, 32, 32)
+    calibration = DataLoader(TensorDataset(x, torch.zeros(16, dtype=torch.long)), batch_size=8)
+    before = torch.backends.quantized.engine
+    q = to_int8(net, calibration)
+    out = run_int8(q, x)
+    assert torch.backends.quantized.engine == before
+    assert out.shape == (16, 3)
+    ref = net(x)
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+    with quantized_engine(q.engine):
+        assert torch.backends.quantized.engine == q.engine
