@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ from compress.errors import CompressError
 BENCHMARK_STORAGE = Path(".benchmarks")
 
 
+@functools.lru_cache(maxsize=1)
 def machine_info() -> dict[str, Any]:
     info = {
         "node": platform.node(),
@@ -43,8 +45,12 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+@functools.lru_cache(maxsize=8)
 def commit_info(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The git commit and whether the tree is dirty; empty outside a git checkout."""
+    """The git commit and whether the tree is dirty; empty outside a git checkout.
+
+    Read once per process: a session writes many records, all from the same checkout.
+    """
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
@@ -77,8 +83,8 @@ def make_record(
         "setting": setting,
         **fields,
         "torch_version": torch.__version__,
-        "machine": machine_info(),
-        "commit": commit_info(),
+        "machine": dict(machine_info()),
+        "commit": dict(commit_info()),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

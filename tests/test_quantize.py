@@ -33,6 +33,7 @@ bits_st = st.integers(1, 16)
 finite = st.floats(
     -100, 100, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=32
 )
+matrices = arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 9)), elements=finite)
 
 
 def small_net():
@@ -52,7 +53,7 @@ def test_pack_then_unpack_is_identity(bits, data):
 
 @given(
     bits=bits_st,
-    w=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 9)), elements=finite),
+    w=matrices,
 )
 @settings(max_examples=80, deadline=None)
 def test_dequantization_error_is_at_most_half_a_step(bits, w):
@@ -67,7 +68,7 @@ def test_dequantization_error_is_at_most_half_a_step(bits, w):
 
 @given(
     bits=bits_st,
-    w=arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 9)), elements=finite),
+    w=matrices,
 )
 @settings(max_examples=80, deadline=None)
 def test_per_channel_error_never_above_per_tensor(bits, w):
